@@ -1,0 +1,1 @@
+"""The INS domain rules, free of any I/O."""

@@ -1,0 +1,1 @@
+"""The INSi teleservice: contract, transport, replies and faults."""
