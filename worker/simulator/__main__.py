@@ -1,0 +1,5 @@
+"""Allow ``python -m worker.simulator``."""
+
+from worker.simulator.cli import main
+
+raise SystemExit(main())
