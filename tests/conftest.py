@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import subprocess
 import uuid
@@ -106,6 +107,9 @@ def servers() -> dict[str, str]:
 async def db(servers: dict[str, str]) -> AsyncIterator[Any]:
     """A connection to the test database, emptied before the test."""
     conn = await asyncpg.connect(servers["database"], timeout=10)
+    await conn.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
     await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
     yield conn
     await conn.close()

@@ -131,6 +131,12 @@ class Settings:
         "INSi endpoint (the local simulator by default)",
     )
     insi_timeout_s: float = _setting(30.0, "timeout of one INSi call")
+    insi_attempts: int = _setting(
+        3, "tries of one INSi search within a delivery (transient errors)"
+    )
+    insi_backoff_s: float = _setting(
+        0.5, "first wait between tries; doubles, with jitter, up to 8 s"
+    )
     insi_connect_timeout_s: float = _setting(
         5.0, "timeout of opening a connection to INSi"
     )

@@ -1,0 +1,1 @@
+"""PostgreSQL: migrations, the inbox and outcome store, the outbox."""
