@@ -23,6 +23,7 @@ WORKDIR /src
 # Only what the wheel is made of; .dockerignore keeps the rest out anyway.
 COPY pyproject.toml README.md ./
 COPY worker/ worker/
+COPY schemas/ schemas/
 
 # Every dependency the project pins a range for ships manylinux wheels for
 # CPython 3.11, so no compiler is needed; `pip wheel` fails loudly if one
