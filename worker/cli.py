@@ -139,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--birth-place")
     search.set_defaults(func=_insi_search)
 
+    from worker import operator_cli
+
+    operator_cli.add_commands(sub)
     return parser
 
 
