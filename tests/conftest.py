@@ -29,11 +29,11 @@ KIT = ROOT.parent / "shared" / "insi-kit"
 
 TEST_VHOST = "ins-worker-test"
 AMQP_URL = os.environ.get(
-    "INS_WORKER_TEST_AMQP_URL",
+    "INS_TEST_AMQP_URL",
     f"amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}",
 )
 DATABASE_URL = os.environ.get(
-    "INS_WORKER_TEST_DATABASE_URL",
+    "INS_TEST_DATABASE_URL",
     "postgresql://postgres@127.0.0.1:5432/ins_worker_test",
 )
 

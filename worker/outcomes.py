@@ -166,6 +166,9 @@ class OutcomeRecorder:
             request.correlation_id,
         )
         summary: dict[str, Any] = {}
+        if detail is None and decision.problems:
+            # Which check an anomaly failed: codes only, never values.
+            detail = ",".join(decision.problems)
 
         def update(stored: IdentityRow | None) -> IdentityChange:
             previous = state_from_row(stored) if stored else None
@@ -192,7 +195,7 @@ class OutcomeRecorder:
             row = None
             if state is not None and state is not previous:
                 row = row_from_state(request, state)
-            return IdentityChange(row, list(added), built)
+            return IdentityChange(row, changes(previous, state), built)
 
         stored = await inbox.record_outcome(
             self._pool,
@@ -215,6 +218,28 @@ class OutcomeRecorder:
                 request.request_id,
                 delivery,
             )
+
+
+def changes(
+    previous: IdentityState | None, state: IdentityState | None
+) -> list[str]:
+    """What differs between two states, as codes for identity_changes."""
+    if state is None or state is previous:
+        return []
+    if previous is None:
+        return ["created"]
+    found = []
+    if previous.status is not state.status:
+        found.append("status")
+    if previous.ins != state.ins:
+        found.append("ins")
+    if previous.traits != state.traits:
+        found.append("traits")
+    if previous.history != state.history:
+        found.append("history")
+    if previous.document != state.document:
+        found.append("document")
+    return found
 
 
 def row_from_state(
