@@ -7,9 +7,16 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from worker.errors import MessageRejected
-from worker.intake import parse_request
+from worker.intake import (
+    SUPPORTED_VERSIONS,
+    _errors,
+    _validator,
+    parse_request,
+)
 
 LIMIT = 65536
 
@@ -159,3 +166,52 @@ def test_request_id_must_be_a_uuid() -> None:
 
     assert caught.value.reason == "schema_invalid"
     assert caught.value.request_id is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    path=st.sampled_from(
+        [
+            ("id",),
+            ("source",),
+            ("subject",),
+            ("time",),
+            ("correlationid",),
+            ("data",),
+            ("data", "traits"),
+            ("data", "traits", "first_names"),
+            ("data", "traits", "sex"),
+            ("data", "traits", "birth_date"),
+            ("data", "document"),
+            ("data", "ins"),
+            ("data", "attributes"),
+            ("data", "extra"),
+        ]
+    ),
+    value=json_values,
+)
+def test_fast_and_reference_validators_agree(
+    path: tuple[str, ...], value: Any
+) -> None:
+    """The compiled validator accepts exactly what jsonschema accepts."""
+    body = request()
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    name = SUPPORTED_VERSIONS["v1"]
+
+    reference_ok = not list(_validator(name).iter_errors(body))
+    fast_ok = not _errors(name, body)
+
+    assert fast_ok == reference_ok

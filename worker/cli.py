@@ -18,9 +18,12 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    import uvloop
+
     from worker.app import serve
 
-    return asyncio.run(serve(settings, asyncio.Event()))
+    # uvloop: the worker is CPU-bound on its event loop (docs/performance.md)
+    return uvloop.run(serve(settings, asyncio.Event()))
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 
 from worker.domain.request import (
@@ -33,11 +34,40 @@ _UUID = re.compile(
 )
 
 
+def _load(schema_file: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(
+        (Path(SCHEMAS) / schema_file).read_text("utf-8")
+    )
+    return schema
+
+
 @cache
 def _validator(schema_file: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads((Path(SCHEMAS) / schema_file).read_text("utf-8"))
+    schema = _load(schema_file)
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
+
+
+@cache
+def _fast(schema_file: str) -> Any:
+    # The schema uses only draft-07 keywords; fastjsonschema compiles it
+    # to plain Python, about ten times faster than jsonschema on the
+    # common case of a valid request. jsonschema stays the judge of a
+    # refusal and the source of its wording.
+    schema = dict(_load(schema_file))
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return fastjsonschema.compile(schema, formats={"date-time": r".+"})
+
+
+def _errors(schema_file: str, document: Any) -> list[Any]:
+    try:
+        _fast(schema_file)(document)
+    except fastjsonschema.JsonSchemaException:
+        return sorted(
+            _validator(schema_file).iter_errors(document),
+            key=lambda e: (list(e.absolute_path), e.validator),
+        )
+    return []
 
 
 def readable_request_id(document: Any) -> str | None:
@@ -63,10 +93,7 @@ def parse_request(body: bytes, max_bytes: int) -> VerificationRequest:
 
     request_id = readable_request_id(document)
     schema_file = _schema_for(document, request_id)
-    errors = sorted(
-        _validator(schema_file).iter_errors(document),
-        key=lambda e: (list(e.absolute_path), e.validator),
-    )
+    errors = _errors(schema_file, document)
     if errors:
         raise MessageRejected(
             "schema_invalid", _describe(errors), request_id=request_id
