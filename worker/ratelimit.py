@@ -49,6 +49,10 @@ class RateLimiter:
             max(1, round(rate_per_s * self._slot_s)) if rate_per_s > 0 else 0
         )
         self._taken = 0
+        # One task of this process polls the slot table at a time; the
+        # others queue here instead of each polling the database.
+        self._turn = asyncio.Lock()
+        self._cleaning: set[asyncio.Task[None]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -60,6 +64,14 @@ class RateLimiter:
         if not self.enabled:
             return
         started = time.monotonic()
+        async with asyncio.timeout(max(0.0, deadline - started)):
+            await self._turn.acquire()
+        try:
+            await self._take_turn(started, deadline)
+        finally:
+            self._turn.release()
+
+    async def _take_turn(self, started: float, deadline: float) -> None:
         while True:
             wait = await self._try()
             if wait is None:
@@ -90,7 +102,9 @@ class RateLimiter:
     def _maybe_clean(self) -> None:
         self._taken += 1
         if self._taken % 500 == 0:
-            asyncio.get_running_loop().create_task(self._clean())
+            task = asyncio.get_running_loop().create_task(self._clean())
+            self._cleaning.add(task)
+            task.add_done_callback(self._cleaning.discard)
 
     async def _clean(self) -> None:
         try:
