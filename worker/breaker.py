@@ -5,6 +5,9 @@ are: timeouts, connection errors, 5xx, ``siram_40``); a business result or
 a refused request is a success as far as the breaker is concerned. When
 open it refuses calls at once; after ``reset_s`` it lets exactly one probe
 through; the probe's success closes it, its failure opens it again.
+Once it has opened, only the probe moves it: the late verdicts of calls
+let through before it opened are ignored, or they would flap it (and
+the consumption it governs) open and closed.
 """
 
 from __future__ import annotations
@@ -92,9 +95,11 @@ class CircuitBreaker:
 
     def record_success(self, probe: bool = False) -> None:
         """The call reached INSi and got an answer of the contract."""
-        self._failures = 0
         if probe:
             self._probing = False
+        elif self._state is not BreakerState.CLOSED:
+            return
+        self._failures = 0
         if self._state is not BreakerState.CLOSED:
             self._move(BreakerState.CLOSED)
 
@@ -102,6 +107,8 @@ class CircuitBreaker:
         """The call failed for an infrastructure reason."""
         if probe:
             self._probing = False
+        elif self._state is not BreakerState.CLOSED:
+            return
         self._failures += 1
         if self._state is BreakerState.HALF_OPEN or (
             self._state is BreakerState.CLOSED

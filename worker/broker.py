@@ -114,9 +114,16 @@ class Publisher:
             self._connection = await open_connection(
                 self._settings.amqp_url, "publish", self._timeout_s
             )
-            self._channel = await self._connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    self._channel = await self._connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+            except CONNECTION_ERRORS as exc:
+                await self._drop()
+                raise BrokerUnavailable(
+                    f"cannot open a publishing channel ({type(exc).__name__})"
+                ) from exc
             self._exchanges = {}
             return self._channel
 
@@ -131,25 +138,34 @@ class Publisher:
         return found
 
     async def publish(self, message: Outgoing) -> None:
-        """Publish one message and wait for its confirm."""
-        await self.publish_many([message])
+        """Publish one message and wait for its confirm.
+
+        Raises :class:`BrokerUnavailable` (or :class:`Unroutable`) when
+        the broker did not confirm it: the caller must not ack the
+        delivery it stands for.
+        """
+        [error] = await self.publish_many([message])
+        if error is None:
+            return
+        if isinstance(error, BrokerUnavailable):
+            raise error
+        raise BrokerUnavailable(
+            f"publish not confirmed ({type(error).__name__})"
+        ) from error
 
     async def publish_many(
         self, messages: Sequence[Outgoing]
     ) -> list[BaseException | None]:
         """Publish a window of messages; one result per message.
 
-        Results are ``None`` for a confirmed message, else the error. A
-        broken connection fails the whole window (raises).
+        Results are ``None`` for a confirmed message, else the error.
+        Raises :class:`BrokerUnavailable` when no channel can be opened.
         """
-        try:
-            pending = [self._publish_one(m) for m in messages]
-            results = await asyncio.gather(*pending, return_exceptions=True)
-        except CONNECTION_ERRORS as exc:
-            await self._drop()
-            raise BrokerUnavailable(
-                f"publish failed ({type(exc).__name__})"
-            ) from exc
+        # One connection attempt for the whole window: with the broker
+        # down, each message would otherwise try (and time out) in turn.
+        await self._ensure()
+        pending = [self._publish_one(m) for m in messages]
+        results = await asyncio.gather(*pending, return_exceptions=True)
         out: list[BaseException | None] = []
         for result in results:
             if isinstance(result, BaseException):

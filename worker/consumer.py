@@ -7,6 +7,12 @@ attached (a broker-side cancel or a deleted queue is repaired by
 starting over). While the INSi breaker is open it stops consuming:
 messages stay ready in the queue; half-open consumes one at a time so
 that exactly one probe reaches INSi.
+
+Every return of a message to a quorum queue counts toward its delivery
+limit, so a message is never requeued while this process still consumes
+for a reason that would fail it again at once (database or broker
+unavailable, breaker open): consumption stops first, then the message
+goes back.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,6 +45,16 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Delivery], Awaitable[Disposition]]
 
 WATCHDOG_S = 5.0
+
+#: timeout of one AMQP operation of the consumer (qos, consume, cancel)
+OPERATION_TIMEOUT_S = 5.0
+
+#: timeout of connecting and restoring the topology
+CONNECT_TIMEOUT_S = 20.0
+
+#: first and longest pause after a dependency failed a message
+HOLD_S = 1.0
+HOLD_MAX_S = 15.0
 
 _LOSS: tuple[type[Exception], ...] = (BrokerUnavailable, *CONNECTION_ERRORS)
 _SETTLE_ERRORS: tuple[type[Exception], ...] = (
@@ -66,12 +83,17 @@ class Consumer:
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
+        self._prefetch = 0
         self._waiting: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._lost = asyncio.Event()
         self._recheck = asyncio.Event()
         self._pause_reason: str | None = None
+        self._consume_lock = asyncio.Lock()
+        self._holds = 0
+        self._held_until = 0.0
+        self._held_for = ""
         self.started: dict[int, float] = {}
 
     @property
@@ -110,7 +132,11 @@ class Consumer:
                 await self._connect()
                 failures = 0
                 await self._supervise(stop)
-            except _LOSS as exc:
+            except Exception as exc:
+                if not isinstance(exc, _LOSS):
+                    # Not a known loss: the loop starting over is the
+                    # repair; the traceback says what to fix.
+                    logger.exception("consumer_failed")
                 failures += 1
                 pause = min(30.0, 0.5 * 2 ** min(failures, 6))
                 pause = random.uniform(pause / 2, pause)
@@ -128,21 +154,31 @@ class Consumer:
 
     async def _connect(self) -> None:
         self._lost.clear()
-        self._connection = await open_connection(
-            self._settings.amqp_url, "consume"
-        )
-        self._connection.close_callbacks.add(self._on_close)
-        self._channel = await self._connection.channel(
-            publisher_confirms=False
-        )
-        self._channel.close_callbacks.add(self._on_close)
-        await self._channel.set_qos(prefetch_count=self._settings.prefetch)
-        self._queue = await topology.declare(self._channel, self._settings)
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            self._connection = await open_connection(
+                self._settings.amqp_url, "consume"
+            )
+            self._connection.close_callbacks.add(self._on_close)
+            self._channel = await self._connection.channel(
+                publisher_confirms=False
+            )
+            self._channel.close_callbacks.add(self._on_close)
+            underlay = await self._channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(self._on_cancelled)
+            self._queue = await topology.declare(
+                self._channel, self._settings
+            )
         logger.info(
             "consumer_connected queue=%s", self._settings.requests_queue
         )
 
     def _on_close(self, *_: Any) -> None:
+        self._lost.set()
+
+    def _on_cancelled(self, *_: Any) -> None:
+        # The broker cancelled the consumer (queue deleted, node down):
+        # start over at once rather than at the next watchdog tick.
+        logger.error("consumer_cancelled_by_broker tag=%s", self._tag)
         self._lost.set()
 
     async def _supervise(self, stop: asyncio.Event) -> None:
@@ -169,37 +205,67 @@ class Consumer:
             if self._lost.is_set():
                 raise BrokerUnavailable("consuming connection closed")
             await self._watchdog()
-        await self._stop_consuming("shutdown")
+        async with self._consume_lock:
+            await self._stop_consuming("shutdown")
 
     def _next_check_s(self) -> float:
-        # An open breaker turns half-open by the clock: look again then.
+        # An open breaker turns half-open by the clock, a hold ends by
+        # the clock, a database outage ends unannounced: look again then.
         until_probe = self._breaker.seconds_until_probe()
         if self._breaker.state is BreakerState.OPEN:
             return max(0.05, min(WATCHDOG_S, until_probe))
+        held = self._held_until - time.monotonic()
+        if held > 0:
+            return max(0.05, min(WATCHDOG_S, held))
+        if self._pause_reason == "database_unavailable":
+            return HOLD_S
         return WATCHDOG_S
 
     async def _apply_pause_rules(self) -> None:
+        async with self._consume_lock:
+            reason = await self._pause_reason_now()
+            if reason is not None:
+                await self._stop_consuming(reason)
+                return
+            state = self._breaker.state
+            prefetch = 1 if state is BreakerState.HALF_OPEN else None
+            await self._start_consuming(prefetch)
+
+    async def _pause_reason_now(self) -> str | None:
         # A configuration fault (INSi refused who we are) fails every
         # message alike: keep them in the queue until a human fixes it.
         if self._halted() is not None:
-            await self._stop_consuming("configuration_error")
-            return
-        state = self._breaker.state
-        if state is BreakerState.OPEN:
-            await self._stop_consuming("breaker_open")
-            return
+            return "configuration_error"
+        if self._breaker.state is BreakerState.OPEN:
+            return "breaker_open"
+        if time.monotonic() < self._held_until:
+            return self._held_for
         if not await self._store_ok():
-            await self._stop_consuming("database_unavailable")
-            return
-        prefetch = 1 if state is BreakerState.HALF_OPEN else None
-        await self._start_consuming(prefetch)
+            return "database_unavailable"
+        return None
 
     async def _start_consuming(self, prefetch: int | None) -> None:
         assert self._channel is not None and self._queue is not None
-        wanted = prefetch or self._settings.prefetch
-        await self._channel.set_qos(prefetch_count=wanted)
+        # No more deliveries than handlers: one held beyond them would
+        # only wait, and every pause would send it back, each return
+        # counting toward its delivery limit.
+        wanted = prefetch or min(
+            self._settings.prefetch, self._settings.concurrency
+        )
+        if self._tag is not None and self._prefetch != wanted:
+            # The broker fixes a consumer's prefetch when it is created:
+            # a new consumer is the only way to change it. Deliveries of
+            # the old one stay valid on the channel.
+            tag, self._tag = self._tag, None
+            await self._queue.cancel(tag, timeout=OPERATION_TIMEOUT_S)
         if self._tag is None:
-            self._tag = await self._queue.consume(self._on_message)
+            await self._channel.set_qos(
+                prefetch_count=wanted, timeout=OPERATION_TIMEOUT_S
+            )
+            self._tag = await self._queue.consume(
+                self._on_message, timeout=OPERATION_TIMEOUT_S
+            )
+            self._prefetch = wanted
             metrics.consumer_attached.set(1)
             logger.info(
                 "consuming queue=%s prefetch=%d",
@@ -216,8 +282,19 @@ class Consumer:
         metrics.consumer_attached.set(0)
         if tag is not None and self._queue is not None:
             with contextlib.suppress(*CONNECTION_ERRORS):
-                await self._queue.cancel(tag, timeout=5.0)
+                await self._queue.cancel(tag, timeout=OPERATION_TIMEOUT_S)
         await self._return_waiting()
+
+    async def _hold(self, reason: str) -> None:
+        """Stop consuming for a while before a message goes back."""
+        self._holds += 1
+        pause = min(HOLD_MAX_S, HOLD_S * 2 ** min(self._holds - 1, 4))
+        if time.monotonic() + pause > self._held_until:
+            self._held_until = time.monotonic() + pause
+            self._held_for = reason
+        async with self._consume_lock:
+            await self._stop_consuming(reason)
+        self._recheck.set()
 
     async def _watchdog(self) -> None:
         if self._tag is None or self._channel is None:
@@ -227,9 +304,14 @@ class Consumer:
             logger.error("consumer_cancelled_by_broker tag=%s", self._tag)
             raise BrokerUnavailable("consumer no longer attached")
         # A deleted queue closes the channel here, and the loop starts over.
-        await self._channel.declare_queue(
-            self._settings.requests_queue, passive=True, timeout=5.0
+        queue = await self._channel.declare_queue(
+            self._settings.requests_queue,
+            passive=True,
+            timeout=OPERATION_TIMEOUT_S,
         )
+        if not queue.declaration_result.consumer_count:
+            logger.error("consumer_unknown_to_broker tag=%s", self._tag)
+            raise BrokerUnavailable("the broker lists no consumer")
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         await self._waiting.put(message)
@@ -262,11 +344,11 @@ class Consumer:
             disposition = await self._handler(delivery)
         except StoreUnavailable as exc:
             logger.warning("store_unavailable kind=%s", exc)
+            await self._hold("database_unavailable")
             disposition = Disposition.REQUEUE
-            self._recheck.set()
         except BrokerUnavailable as exc:
             logger.warning("publish_unavailable kind=%s", exc)
-            self._recheck.set()
+            await self._hold("broker_unavailable")
             disposition = Disposition.REQUEUE
         except InsWorkerError:
             logger.exception("message_failed")
@@ -276,16 +358,24 @@ class Consumer:
             # message that always fails and dead-letters it.
             logger.exception("message_crashed")
             disposition = Disposition.REQUEUE
+        if disposition is Disposition.ACK:
+            self._holds = 0
+        elif self._breaker.state is BreakerState.OPEN:
+            # Turned away by the open breaker: stop consuming before it
+            # goes back, or it would come straight back to fail again.
+            async with self._consume_lock:
+                await self._stop_consuming("breaker_open")
         await self._settle(message, disposition)
 
     async def _settle(
         self, message: AbstractIncomingMessage, disposition: Disposition
     ) -> None:
         try:
-            if disposition is Disposition.ACK:
-                await message.ack()
-            else:
-                await message.nack(requeue=True)
+            async with asyncio.timeout(OPERATION_TIMEOUT_S):
+                if disposition is Disposition.ACK:
+                    await message.ack()
+                else:
+                    await message.nack(requeue=True)
         except _SETTLE_ERRORS:
             # The channel is gone: the broker redelivers; the inbox makes
             # that harmless.
@@ -301,13 +391,18 @@ class Consumer:
 
     async def drain(self, budget_s: float) -> None:
         """Stop taking work, return what has not started, finish the rest."""
-        await self._stop_consuming("shutdown")
+        async with self._consume_lock:
+            await self._stop_consuming("shutdown")
         if self._running:
             _done, pending = await asyncio.wait(
                 set(self._running), timeout=budget_s
             )
             if pending:
-                logger.warning("drain_timeout unfinished=%d", len(pending))
+                logger.warning(
+                    "drain_timeout unfinished=%d waiting_in=%s",
+                    len(pending),
+                    ",".join(sorted({_where(t) for t in pending})),
+                )
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -326,3 +421,17 @@ class Consumer:
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5.0)
+
+
+def _where(task: asyncio.Task[None]) -> str:
+    # The innermost await in the project's own code: what a handler that
+    # outlived the budget was waiting for.
+    found = "unknown"
+    step: Any = task.get_coro()
+    while step is not None:
+        frame = getattr(step, "cr_frame", None)
+        if frame is not None and "/worker/" in frame.f_code.co_filename:
+            name = frame.f_code.co_filename.rsplit("/", 1)[-1]
+            found = f"{name}:{frame.f_code.co_name}:{frame.f_lineno}"
+        step = getattr(step, "cr_await", None)
+    return found

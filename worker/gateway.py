@@ -4,7 +4,9 @@ The client makes one SOAP call; this module decides whether there is
 another. Only :class:`~worker.errors.InsiTransient` errors are retried
 (never a permanent fault, never a cancellation), with exponential backoff
 and jitter, and only while the message's budget leaves room for the wait
-and a call. The last error is re-raised as it was.
+and a call. The last error is re-raised as it was. A call the budget no
+longer leaves room for is not started, and neither that nor a wait for
+the rate limit counts against INSi in the breaker: INSi was not asked.
 """
 
 from __future__ import annotations
@@ -128,10 +130,20 @@ class InsiGateway:
         exchanges: list[Exchange],
         log: LogContext,
     ) -> SearchResult:
+        if deadline.remaining() < MIN_CALL_S:
+            raise InsiTimeout("message budget spent before the INSi call")
         probe = self._breaker.acquire()
-        started = time.perf_counter()
         try:
             await self._limiter.acquire(deadline.at - MIN_CALL_S)
+        except TimeoutError as exc:
+            self._breaker.release(probe)
+            raise InsiTimeout("budget spent waiting for a rate slot") from exc
+        except BaseException:
+            self._breaker.release(probe)
+            raise
+
+        started = time.perf_counter()
+        try:
             async with asyncio.timeout(deadline.remaining()):
                 exchange = await self._client.search(search)
         except TimeoutError as exc:

@@ -78,13 +78,18 @@ class OutboxRelay:
         """Relay until ``stop`` is set."""
         failures = 0
         while not stop.is_set():
-            await self._listen()
             try:
+                await self._listen()
                 while await self.relay_once() == self._batch:
                     pass
                 failures = 0
                 self.healthy = True
-            except (BrokerUnavailable, StoreUnavailable) as exc:
+                await self._refresh_metrics()
+            except Exception as exc:
+                if not isinstance(exc, BrokerUnavailable | StoreUnavailable):
+                    # Unknown, so logged in full; but the relay is the only
+                    # way out for stored events: it must never stop.
+                    logger.exception("outbox_relay_crashed")
                 failures += 1
                 self.healthy = False
                 pause = self._backoff(failures)
@@ -94,9 +99,10 @@ class OutboxRelay:
                     failures,
                     pause,
                 )
+                # The backlog gauges matter most while the relay fails.
+                await self._refresh_metrics()
                 await _sleep_or(stop, pause)
                 continue
-            await self._refresh_metrics()
             await self._wait(stop)
         await self._unlisten()
 
@@ -203,10 +209,13 @@ class OutboxRelay:
         if self._listener is not None and not self._listener.is_closed():
             return
         try:
-            self._listener = await asyncpg.connect(self._url, timeout=5.0)
-            await self._listener.add_listener(CHANNEL, self._notified)
+            async with asyncio.timeout(10.0):
+                self._listener = await asyncpg.connect(
+                    self._url, timeout=5.0
+                )
+                await self._listener.add_listener(CHANNEL, self._notified)
         except UNAVAILABLE:
-            self._listener = None
+            await self._unlisten()
 
     def _notified(self, *_: object) -> None:
         self._wake.set()

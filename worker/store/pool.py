@@ -24,6 +24,10 @@ UNAVAILABLE = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.QueryCanceledError,
+    # A session killed while idle (pg_terminate_backend, a restart) can
+    # leave its protocol mid-state: the next use fails this way, and the
+    # pool replaces the connection once it is seen closed.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

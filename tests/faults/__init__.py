@@ -1,0 +1,1 @@
+"""The fault schedule: the worker under injected faults, counted."""
