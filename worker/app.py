@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from worker import metrics
+from worker import certwatch, metrics
 from worker.breaker import BreakerState, CircuitBreaker
 from worker.broker import Publisher
 from worker.consumer import Consumer
@@ -54,6 +54,7 @@ class Parts:
     consumer: Consumer
     health: Health
     certificate: tls.ClientCertificate | None
+    watch: certwatch.CertificateWatch
 
 
 def _breaker_metrics(old: BreakerState, new: BreakerState) -> None:
@@ -68,8 +69,9 @@ async def build(settings: Settings) -> Parts:
     """Check the configuration and assemble the parts (nothing runs yet)."""
     now = datetime.now(UTC)
     client, certificate = make_client(settings, now)
-    if certificate is not None:
-        metrics.certificate_expiry.set(certificate.seconds_left(now))
+    watch = certwatch.CertificateWatch.for_settings(settings, certificate)
+    watch.publish()
+    metrics.declare_retry_tiers(len(settings.retry_delays_s))
 
     waiting = await migrate.pending(settings.database_url)
     if waiting:
@@ -125,7 +127,7 @@ async def build(settings: Settings) -> Parts:
         finally:
             health_clock.stop(key)
 
-    health_clock = health._clock
+    health_clock = health.clock
 
     async def store_ok() -> bool:
         return await ping(pool)
@@ -139,16 +141,16 @@ async def build(settings: Settings) -> Parts:
     )
     health.add_check("consumer_attached", lambda: consumer.attached)
     health.add_check("database", store_ok)
+    # A resource alarm blocks publishing (events, retries, dead letters)
+    # while acks go on: visible here, not a stall.
+    health.add_check(
+        "broker_not_blocked",
+        lambda: not (consumer.blocked or publisher.blocked),
+    )
     health.add_check(
         "breaker_not_open", lambda: breaker.state is not BreakerState.OPEN
     )
-    health.add_check(
-        "certificates_loaded",
-        lambda: (
-            certificate is not None
-            or not settings.insi_url.startswith("https:")
-        ),
-    )
+    health.add_check("certificates_loaded", watch.ready)
     return Parts(
         pool,
         client,
@@ -159,6 +161,7 @@ async def build(settings: Settings) -> Parts:
         consumer,
         health,
         certificate,
+        watch,
     )
 
 
@@ -180,6 +183,7 @@ async def serve(
         asyncio.create_task(parts.consumer.run(stop), name="consumer"),
         asyncio.create_task(parts.relay.run(relay_stop), name="relay"),
         asyncio.create_task(parts.health.heartbeat(relay_stop), name="beat"),
+        asyncio.create_task(parts.watch.run(relay_stop), name="certwatch"),
     ]
     if ready is not None:
         ready.set()

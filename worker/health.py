@@ -5,12 +5,15 @@ no handler is stuck past its deadline. It never checks a dependency, so a
 broker or database outage cannot cause a restart storm. Readiness says
 whether the process does useful work right now: consumer attached,
 database reachable within a short timeout, breaker not open, certificates
-loaded, no configuration fault seen.
+loaded, no configuration fault seen. Its checks run side by side, each
+bounded by ``check_timeout_s``, so the answer comes well within the
+probe's own timeout even when a dependency hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,12 +30,21 @@ Check = Callable[[], Awaitable[bool] | bool]
 
 HEARTBEAT_S = 0.5
 
+#: time one readiness check may take (the probe itself allows 3 s)
+CHECK_TIMEOUT_S = 1.5
+
 
 @dataclass(slots=True)
 class HandlerClock:
-    """Start times of the handlers running now, to find a stuck one."""
+    """Start times of the handlers running now, to find a stuck one.
+
+    A handler is stuck once it has run longer than its budget plus
+    ``grace_s``: the budget already bounds every await, so only a bug
+    (a lost timeout, a blocking call) gets there.
+    """
 
     budget_s: float
+    grace_s: float = 10.0
     running: dict[int, float] = field(default_factory=dict)
 
     def start(self, key: int) -> None:
@@ -43,22 +55,45 @@ class HandlerClock:
         """A handler ends."""
         self.running.pop(key, None)
 
-    def stuck(self, grace_s: float = 10.0) -> int:
-        """Handlers running longer than their budget plus a grace."""
-        limit = time.monotonic() - self.budget_s - grace_s
+    def stuck(self) -> int:
+        """Handlers running longer than their budget plus the grace."""
+        limit = time.monotonic() - self.budget_s - self.grace_s
         return sum(1 for started in self.running.values() if started < limit)
 
 
 class Health:
     """The state behind the probes, and the server that shows it."""
 
-    def __init__(self, clock: HandlerClock, max_lag_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        clock: HandlerClock,
+        max_lag_s: float = 5.0,
+        check_timeout_s: float = CHECK_TIMEOUT_S,
+    ) -> None:
         self._clock = clock
         self._max_lag_s = max_lag_s
+        self._check_timeout_s = check_timeout_s
         self._checks: dict[str, Check] = {}
         self._last_beat = time.monotonic()
         self._runner: web.AppRunner | None = None
-        self.configuration_error: str | None = None
+        self._configuration_error: str | None = None
+        self.configuration_error = None
+        self.port: int | None = None
+
+    @property
+    def clock(self) -> HandlerClock:
+        """The handler clock liveness reads."""
+        return self._clock
+
+    @property
+    def configuration_error(self) -> str | None:
+        """Why the configuration is known to be wrong, if it is."""
+        return self._configuration_error
+
+    @configuration_error.setter
+    def configuration_error(self, reason: str | None) -> None:
+        self._configuration_error = reason
+        metrics.configuration_error.set(0 if reason is None else 1)
 
     def add_check(self, name: str, check: Check) -> None:
         """A readiness condition; ``name`` shows in the answer."""
@@ -75,29 +110,33 @@ class Health:
 
     def live(self) -> tuple[bool, dict[str, object]]:
         """The liveness verdict and its reasons."""
-        lag = time.monotonic() - self._last_beat
+        silent = time.monotonic() - self._last_beat
         stuck = self._clock.stuck()
-        ok = lag < self._max_lag_s + HEARTBEAT_S and stuck == 0
-        return ok, {"loop_silent_s": round(lag, 3), "stuck_handlers": stuck}
+        ok = silent < self._max_lag_s + HEARTBEAT_S and stuck == 0
+        return ok, {"loop_silent_s": round(silent, 3), "stuck_handlers": stuck}
 
     async def ready(self) -> tuple[bool, dict[str, object]]:
         """The readiness verdict, condition by condition."""
-        results: dict[str, object] = {}
-        for name, check in self._checks.items():
-            try:
-                value = check()
-                if isinstance(value, Awaitable):
-                    value = await asyncio.wait_for(value, 2.0)
-                results[name] = bool(value)
-            except Exception:  # a failing check is a "no", not a crash
-                results[name] = False
-        if self.configuration_error is not None:
-            results["configuration"] = False
-            results["configuration_error"] = self.configuration_error
-        ok = all(
-            v is True for k, v in results.items() if k != "configuration_error"
+        names = list(self._checks)
+        verdicts = await asyncio.gather(
+            *(self._run_check(self._checks[name]) for name in names)
         )
+        results: dict[str, object] = dict(zip(names, verdicts, strict=True))
+        ok = all(verdicts)
+        if self._configuration_error is not None:
+            ok = False
+            results["configuration"] = False
+            results["configuration_error"] = self._configuration_error
         return ok, results
+
+    async def _run_check(self, check: Check) -> bool:
+        try:
+            value = check()
+            if inspect.isawaitable(value):
+                value = await asyncio.wait_for(value, self._check_timeout_s)
+        except Exception:  # a failing check is a "no", not a crash
+            return False
+        return bool(value)
 
     def app(self) -> web.Application:
         """The aiohttp application with the three routes."""
@@ -108,22 +147,25 @@ class Health:
         return app
 
     async def start(self, host: str, port: int) -> int:
-        """Serve; return the port actually bound."""
+        """Serve; return the port actually bound (also in ``port``)."""
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
+        bound = port
+        for address in self._runner.addresses:
+            bound = int(address[1])
+            break
+        self.port = bound
         logger.info("health_listening host=%s port=%d", host, bound)
-        return int(bound)
+        return bound
 
     async def stop(self) -> None:
         """Stop serving."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            self.port = None
 
     async def _metrics(self, _: web.Request) -> web.Response:
         body = generate_latest(metrics.REGISTRY)

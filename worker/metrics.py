@@ -1,11 +1,15 @@
 """Prometheus metrics of the worker, all in one registry.
 
 Labels only ever take values from small fixed sets (outcome types, result
-codes, error kinds, breaker states, dead-letter reasons): never an id, a
-name or anything personal.
+codes, error kinds, breaker states, dead-letter reasons, retry tiers):
+never an id, a name or anything personal. Every value known in advance
+is set up at zero here, so that a series exists before its first
+increment and ``increase()`` in an alert sees that increment.
 """
 
 from __future__ import annotations
+
+import math
 
 from prometheus_client import (
     CollectorRegistry,
@@ -13,6 +17,12 @@ from prometheus_client import (
     Gauge,
     Histogram,
 )
+
+from worker import errors
+from worker.breaker import BreakerState
+from worker.domain.outcome import OutcomeType
+from worker.events import EVENT_TYPES
+from worker.insi.model import CodeCR, Operation
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -33,7 +43,38 @@ OVERHEAD_BUCKETS = (
     1.0,
 )
 
-BREAKER_STATES = ("closed", "open", "half_open")
+BREAKER_STATES = tuple(state.value for state in BreakerState)
+
+OUTCOMES = tuple(outcome.value for outcome in OutcomeType)
+
+#: every ``MessageRejected.reason`` the worker raises (a test pins it)
+DEAD_LETTER_REASONS = (
+    "too_large",
+    "not_json",
+    "unknown_type",
+    "unsupported_version",
+    "schema_invalid",
+    "request_id_reused",
+)
+
+OPERATIONS = tuple(operation.value for operation in Operation)
+
+
+def _error_kinds() -> tuple[str, ...]:
+    # The abstract branches are never raised as such: only their leaves.
+    abstract = {errors.InsiError, errors.InsiTransient, errors.InsiPermanent}
+    kinds: dict[str, None] = {}
+    pending: list[type[errors.InsiError]] = [errors.InsiError]
+    while pending:
+        cls = pending.pop(0)
+        pending.extend(cls.__subclasses__())
+        if cls not in abstract:
+            kinds[cls.kind] = None
+    return tuple(kinds)
+
+
+#: the ``result`` of an INSi call: its CodeCR, or the error kind
+INSI_RESULTS = tuple(code.value for code in CodeCR) + _error_kinds()
 
 messages_consumed = Counter(
     "ins_worker_messages_consumed_total",
@@ -121,7 +162,17 @@ event_loop_lag = Gauge(
 )
 certificate_expiry = Gauge(
     "ins_worker_client_certificate_expiry_seconds",
-    "Seconds until the INSi client certificate expires",
+    "Seconds until the INSi client certificate expires (NaN: none)",
+    registry=REGISTRY,
+)
+certificate_not_after = Gauge(
+    "ins_worker_client_certificate_expiry_timestamp_seconds",
+    "Unix time the INSi client certificate expires at (NaN: none)",
+    registry=REGISTRY,
+)
+configuration_error = Gauge(
+    "ins_worker_configuration_error",
+    "1 while a configuration fault halts the worker, else 0",
     registry=REGISTRY,
 )
 consumer_attached = Gauge(
@@ -142,5 +193,31 @@ rate_limit_wait = Histogram(
     registry=REGISTRY,
 )
 
-for _state in BREAKER_STATES:
-    breaker_state.labels(state=_state).set(1 if _state == "closed" else 0)
+
+def declare_retry_tiers(count: int) -> None:
+    """Set up the ``tier`` series "1".."count" (one per retry queue)."""
+    for tier in range(1, count + 1):
+        delayed_retries.labels(tier=str(tier))
+
+
+def _declare_known_values() -> None:
+    for state in BREAKER_STATES:
+        breaker_state.labels(state=state).set(1 if state == "closed" else 0)
+        breaker_transitions.labels(to=state)
+    for outcome in OUTCOMES:
+        outcomes.labels(outcome=outcome)
+    for reason in DEAD_LETTER_REASONS:
+        dead_letters.labels(reason=reason)
+    for kind in EVENT_TYPES:
+        events_published.labels(type=kind)
+    for operation in OPERATIONS:
+        insi_latency.labels(operation=operation)
+        for result in INSI_RESULTS:
+            insi_calls.labels(operation=operation, result=result)
+    # No certificate until one is loaded: NaN matches no alert threshold,
+    # where 0 would read as "expired".
+    certificate_expiry.set(math.nan)
+    certificate_not_after.set(math.nan)
+
+
+_declare_known_values()
