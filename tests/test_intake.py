@@ -215,3 +215,11 @@ def test_fast_and_reference_validators_agree(
     fast_ok = not _errors(name, body)
 
     assert fast_ok == reference_ok
+
+
+def test_deeply_nested_json_is_rejected_as_not_json() -> None:
+    """Nesting past the parser's stack is garbage, not a crash."""
+    with pytest.raises(MessageRejected) as caught:
+        parse_request(b"[" * 5000 + b"]" * 5000, LIMIT)
+
+    assert caught.value.reason == "not_json"

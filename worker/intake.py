@@ -88,7 +88,9 @@ def parse_request(body: bytes, max_bytes: int) -> VerificationRequest:
 
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack, which a
+        # body of a few kilobytes of brackets reaches.
         raise MessageRejected("not_json", "body is not UTF-8 JSON") from None
 
     request_id = readable_request_id(document)
@@ -114,7 +116,7 @@ def _schema_for(document: Any, request_id: str | None) -> str:
     if version not in SUPPORTED_VERSIONS:
         raise MessageRejected(
             "unsupported_version",
-            f"request version {version[:16]!r} is not supported; "
+            "this request version is not supported; "
             f"supported: {', '.join(sorted(SUPPORTED_VERSIONS))}",
             request_id=request_id,
         )

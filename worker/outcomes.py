@@ -121,7 +121,7 @@ class OutcomeRecorder:
         return decision.outcome.value
 
     async def rejected_message(
-        self, request_id: str, reason: str, detail: str
+        self, request_id: str, reason: str, detail: str, digest: bytes
     ) -> None:
         """Store the refusal of a body that is not a valid request.
 
@@ -147,6 +147,7 @@ class OutcomeRecorder:
             result=data,
             events=[event],
             known=False,
+            digest=digest,
         )
         if stored:
             self._on_commit()

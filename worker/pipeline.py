@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from worker import metrics
+from worker import logs, metrics
 from worker.broker import Outgoing, Publisher
 from worker.deadline import Deadline
 from worker.domain.request import VerificationRequest
@@ -148,9 +148,16 @@ class Pipeline:
                 ),
             )
 
-        return await self._process(
-            request, delivery, claim.deliveries, deadline, log
-        )
+        # Lines logged below this point (the INSi client's included) carry
+        # the message's ids; the client itself knows nothing of requests.
+        with logs.bind(
+            request_id=request.request_id,
+            correlation_id=request.correlation_id or "-",
+            delivery=claim.deliveries,
+        ):
+            return await self._process(
+                request, delivery, claim.deliveries, deadline, log
+            )
 
     async def _process(
         self,
@@ -279,7 +286,10 @@ class Pipeline:
     ) -> Disposition:
         if error.request_id is not None:
             await self._recorder.rejected_message(
-                error.request_id, error.reason, error.detail
+                error.request_id,
+                error.reason,
+                error.detail,
+                inbox.body_digest(delivery.body),
             )
             metrics.outcomes.labels(outcome="rejected").inc()
         return await self._dead_letter(delivery, error)

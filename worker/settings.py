@@ -106,7 +106,12 @@ class Settings:
     event_source: str = _setting(
         "urn:ins-worker:demo", "CloudEvents source of published events"
     )
-    prefetch: int = _setting(64, "AMQP prefetch (unacked deliveries held)")
+    prefetch: int = _setting(
+        64,
+        "AMQP prefetch (unacked deliveries held); capped at the "
+        "concurrency, since a delivery waiting unstarted only risks a "
+        "return that counts toward the delivery limit",
+    )
     concurrency: int = _setting(
         32, "messages processed at once by one process (in-flight limit)"
     )

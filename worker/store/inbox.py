@@ -132,6 +132,7 @@ async def record_outcome(
     certificate: str | None = None,
     correlation_id: str | None = None,
     known: bool = True,
+    digest: bytes | None = None,
 ) -> bool:
     """Store the terminal outcome; False if the request already had one.
 
@@ -141,10 +142,13 @@ async def record_outcome(
     try:
         async with pool.acquire(timeout=5.0) as conn, conn.transaction():
             if not known:
+                # The digest lets a later, different body under this id
+                # be told apart (request_id_reused) from a redelivery.
                 await conn.execute(
-                    "INSERT INTO requests (request_id, state) "
-                    "VALUES ($1, 'calling') ON CONFLICT DO NOTHING",
+                    "INSERT INTO requests (request_id, state, body_sha256)"
+                    " VALUES ($1, 'calling', $2) ON CONFLICT DO NOTHING",
                     request_id,
+                    digest,
                 )
             status = await conn.execute(
                 """
