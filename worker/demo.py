@@ -69,7 +69,7 @@ def cases() -> list[Case]:
         ),
         Case("01, none", _t("Houilles", ["Pierre"], "M", "1993-01-27"), CN),
         Case(
-            "01 then 00",
+            "1st name order",
             _t("Tchitchi", ["Ola", "Catarina"], "F", "1936-06-21"),
             CN,
         ),
