@@ -14,7 +14,13 @@ from typing import Any
 
 import aio_pika
 import pytest
-from worker_harness import CN, request_body, running_worker, traits
+from worker_harness import (
+    CN,
+    delete_topology,
+    request_body,
+    running_worker,
+    traits,
+)
 
 from worker import cli, dlq, operator_cli, topology
 from worker.errors import BrokerUnavailable
@@ -36,18 +42,7 @@ async def broker(settings: Settings) -> AsyncIterator[Channel]:
     try:
         yield channel
     finally:
-        names = [settings.requests_queue, settings.dead_letter_queue]
-        names += [t.queue for t in topology.retry_tiers(settings)]
-        for name in names:
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name)
-        for exchange in (
-            settings.requests_exchange,
-            settings.dead_letter_exchange,
-            settings.events_exchange,
-        ):
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(exchange)
+        await delete_topology(channel, settings)
         await connection.close()
 
 

@@ -209,7 +209,7 @@ async def running_worker(
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 30)
-        await _cleanup(channel, settings)
+        await delete_topology(channel, settings)
         await connection.close()
         await simulator.stop()
 
@@ -223,9 +223,10 @@ async def _listen(
     return queue
 
 
-async def _cleanup(
+async def delete_topology(
     channel: aio_pika.abc.AbstractChannel, settings: Settings
 ) -> None:
+    """Remove the test's queues and exchanges (names unique per test)."""
     names = [settings.requests_queue, settings.dead_letter_queue]
     names += [tier.queue for tier in topology.retry_tiers(settings)]
     for name in names:
