@@ -20,9 +20,9 @@ from typing import Any
 import aio_pika
 import aiohttp
 import pytest
-from worker_harness import CN, request_body, traits
+from worker_harness import CN, delete_topology, request_body, traits
 
-from worker import app, metrics, topology
+from worker import app, metrics
 from worker.breaker import BreakerState
 from worker.certwatch import CertificateWatch
 from worker.health import HandlerClock, Health
@@ -100,19 +100,7 @@ class Built:
 async def _remove_topology(settings: Settings) -> None:
     connection = await aio_pika.connect(settings.amqp_url, timeout=10)
     try:
-        channel = await connection.channel()
-        queues = [settings.requests_queue, settings.dead_letter_queue]
-        queues += [t.queue for t in topology.retry_tiers(settings)]
-        for name in queues:
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name)
-        for name in (
-            settings.requests_exchange,
-            settings.dead_letter_exchange,
-            settings.events_exchange,
-        ):
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(name)
+        await delete_topology(await connection.channel(), settings)
     finally:
         await connection.close()
 
